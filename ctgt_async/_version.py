@@ -1,0 +1,3 @@
+"""The package version, kept in one place so that hatchling and the User-Agent agree."""
+
+__version__ = "0.1.0"
