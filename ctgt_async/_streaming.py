@@ -197,14 +197,14 @@ class AsyncStream(Generic[ChunkT]):
 
     async def __anext__(self) -> ChunkT:
         try:
-            while True:
+            while not self._closed:
                 if self._next_event < len(self._events):
                     event = self._events[self._next_event]
                     self._next_event += 1
                     chunk = self._chunk_from(event)
                     if chunk is not None:
                         return chunk
-                elif self._done or self._closed:
+                elif self._done:
                     break
                 else:
                     await self._read_more()
@@ -374,14 +374,8 @@ class AsyncStream(Generic[ChunkT]):
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            try:
-                aclose = getattr(self._pieces, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            except RuntimeError:
-                pass  # Still being iterated by another task: closing the response suffices.
-            finally:
-                await self.response.aclose()
+            await self.response.aclose()
+            await _unwind(self._pieces)
 
     async def aclose(self) -> None:
         """The same as `close`, under the name async generators use (PEP 525)."""
@@ -404,6 +398,29 @@ class AsyncStream(Generic[ChunkT]):
             f"<AsyncStream {state} status={self.response.status_code} "
             f"chunks={self._assembler.chunks}>"
         )
+
+
+# Enough steps to pass any data already buffered below the closed response.
+_UNWIND_STEPS = 1000
+
+
+async def _unwind(pieces: AsyncIterator[bytes]) -> None:
+    """Finish an abandoned body iterator, after its response was closed, without any I/O.
+
+    httpx hands out a body through several nested async generators. Leaving one half-way
+    leaves all of them suspended, and trio warns (``ResourceWarning``) about each one garbage
+    collected before it finished. Closing the outermost does not finish the inner ones, so
+    instead the iterator is stepped inside an already-cancelled scope: the first wait in the
+    innermost layer raises the cancellation, which runs out through every layer and ends them
+    all. The response is closed first, so there is nothing left to read or wait for.
+    """
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            for _ in range(_UNWIND_STEPS):
+                await pieces.__anext__()
+        except Exception:  # The stream is already closed: there is nothing left to report.
+            pass
 
 
 class _TextStream:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -17,13 +17,14 @@ from ctgt_async import (
     ChatCompletion,
     ChatMessage,
     InvalidArgumentError,
+    MessageParam,
     MissingAPIKeyError,
 )
 
 KEY = "sk-test-do-not-leak-0123456789"
 BASE = "https://api.test/v1"
 URL = f"{BASE}/chat/completions"
-MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
+MESSAGES: list[MessageParam] = [{"role": "user", "content": "Why is the sky blue?"}]
 COMPLETION = {
     "id": "chatcmpl-123",
     "object": "chat.completion",
@@ -49,7 +50,7 @@ async def client() -> AsyncIterator[AsyncCTGT]:
 
 
 @pytest.fixture
-def api() -> AsyncIterator[respx.MockRouter]:
+def api() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False) as router:
         yield router
 
@@ -137,9 +138,7 @@ def test_the_pool_is_sized_for_hundreds_of_concurrent_requests() -> None:
 # -- the request on the wire -----------------------------------------------------------------
 
 
-async def test_the_issue_example_works_end_to_end(
-    client: AsyncCTGT, api: respx.MockRouter
-) -> None:
+async def test_the_issue_example_works_end_to_end(client: AsyncCTGT, api: respx.MockRouter) -> None:
     api.post(URL).respond(200, json=COMPLETION)
     completion = await client.chat.completions.create(
         model="gemini-2.5-flash-lite",
@@ -211,7 +210,11 @@ async def test_a_reply_message_can_be_sent_back_as_history(
 ) -> None:
     api.post(URL).respond(200, json=COMPLETION)
     completion = await client.chat.completions.create(model="m", messages=MESSAGES)
-    history = [*MESSAGES, completion.choices[0].message, {"role": "user", "content": "Why?"}]
+    history: list[MessageParam | ChatMessage] = [
+        *MESSAGES,
+        completion.choices[0].message,
+        {"role": "user", "content": "Why?"},
+    ]
     await client.chat.completions.create(model="m", messages=history)
     sent = sent_json(api)
     assert isinstance(sent, dict)

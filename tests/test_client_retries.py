@@ -21,13 +21,14 @@ from ctgt_async import (
     AsyncCTGT,
     BadRequestError,
     InternalServerError,
+    MessageParam,
     RateLimitError,
 )
 
 KEY = "sk-test-retry-secret"
 BASE = "https://api.test/v1"
 URL = f"{BASE}/chat/completions"
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[MessageParam] = [{"role": "user", "content": "hi"}]
 COMPLETION = {
     "id": "chatcmpl-1",
     "object": "chat.completion",
@@ -241,7 +242,7 @@ async def test_total_timeout_cancels_a_slow_attempt(api: respx.MockRouter) -> No
 
     api.post(URL).mock(side_effect=hang)
     async with AsyncCTGT(api_key=KEY, base_url=BASE) as client:
-        with pytest.raises(APITimeoutError, match="total_timeout=0.05") as caught:
+        with pytest.raises(APITimeoutError, match=r"total_timeout=0\.05") as caught:
             await client.chat.completions.create(model="m", messages=MESSAGES, total_timeout=0.05)
     assert started.is_set()
     assert caught.value.attempts == 1
