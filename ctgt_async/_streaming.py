@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -74,29 +75,25 @@ class _Assembler:
     def __init__(self) -> None:
         self.chunks = 0
         self.first: ChatCompletionChunk | None = None
-        self.parts: dict[int, list[str]] = {}
+        self.parts: defaultdict[int, list[str]] = defaultdict(list)
         self.roles: dict[int, str] = {}
         self.finish_reasons: dict[int, str] = {}
         self.finished = False
         self.usage: Usage | None = None
 
     def add(self, chunk: ChatCompletionChunk) -> None:
+        # Runs once per chunk: kept to attribute reads and appends.
         self.chunks += 1
         if self.first is None:
             self.first = chunk
         for choice in chunk.choices:
-            index = choice.index
             delta = choice.delta
             if delta.content:
-                parts = self.parts.get(index)
-                if parts is None:
-                    self.parts[index] = [delta.content]
-                else:
-                    parts.append(delta.content)
-            if delta.role:
-                self.roles[index] = delta.role
+                self.parts[choice.index].append(delta.content)
+            if delta.role is not None:
+                self.roles[choice.index] = delta.role
             if choice.finish_reason is not None:
-                self.finish_reasons[index] = choice.finish_reason
+                self.finish_reasons[choice.index] = choice.finish_reason
                 self.finished = True
         if chunk.usage is not None:
             self.usage = chunk.usage
@@ -118,7 +115,7 @@ class _Assembler:
                 index=index,
                 message=ChatMessage(
                     role=self.roles.get(index, "assistant"),
-                    content="".join(self.parts.get(index, ())),
+                    content="".join(self.parts.get(index, [])),
                 ),
                 finish_reason=self.finish_reasons.get(index),
             )
@@ -148,6 +145,10 @@ class AsyncStream(Generic[ChunkT]):
     ) -> None:
         self.response = response
         self._chunk_type = chunk_type
+        # The validator itself, not the classmethod around it: this runs once per chunk.
+        self._validate_json: Callable[[str], ChunkT] = (
+            chunk_type.__pydantic_validator__.validate_json
+        )
         self._options = options
         self._decoder = SSEDecoder(max_event_size=options.max_event_size)
         self._pieces: AsyncIterator[bytes] = response.aiter_bytes()
@@ -198,10 +199,10 @@ class AsyncStream(Generic[ChunkT]):
     async def __anext__(self) -> ChunkT:
         try:
             while not self._closed:
-                if self._next_event < len(self._events):
-                    event = self._events[self._next_event]
-                    self._next_event += 1
-                    chunk = self._chunk_from(event)
+                index = self._next_event
+                if index < len(self._events):
+                    self._next_event = index + 1
+                    chunk = self._chunk_from(self._events[index])
                     if chunk is not None:
                         return chunk
                 elif self._done:
@@ -216,20 +217,20 @@ class AsyncStream(Generic[ChunkT]):
 
     def _chunk_from(self, event: ServerSentEvent) -> ChunkT | None:
         data = event.data
+        if event.event == "message" and data != "[DONE]":
+            try:
+                chunk: ChunkT = self._validate_json(data)
+            except pydantic.ValidationError as exc:
+                raise self._bad_event(data, exc) from exc
+            self._assembler.add(chunk)
+            return chunk
         if event.event == "error":
             raise self._error_event(data)
-        if event.event != "message":
-            return None  # A named event this API does not define: not a chunk.
         if data == "[DONE]":
             self._done = True
             self._next_event = len(self._events)
-            return None
-        try:
-            chunk: ChunkT = self._chunk_type.model_validate_json(data)
-        except pydantic.ValidationError as exc:
-            raise self._bad_event(data, exc) from exc
-        self._assembler.add(chunk)
-        return chunk
+        # Otherwise a named event this API does not define: not a chunk, skipped.
+        return None
 
     async def _read_more(self) -> None:
         """Read the next piece of the body and decode the events it completes."""
