@@ -161,6 +161,8 @@ class APIStatusError(APIError):
         response: The response, already read.
         request_id: The ``x-request-id`` header, for support tickets.
         retry_after: Seconds the server asked us to wait (``Retry-After``), when it said.
+        server_message: The server's own ``error.message`` (API key redacted), or ``None``
+            when it sent none: the part of the error that is safe to show an end user.
     """
 
     def __init__(
@@ -172,8 +174,10 @@ class APIStatusError(APIError):
         type: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        server_message: str | None = None,
     ) -> None:
         super().__init__(message, request=response.request)
+        self.server_message = server_message
         self.status_code = response.status_code
         self.response = response
         self.body = body
@@ -283,7 +287,8 @@ def make_status_error(
     reason = response.reason_phrase or "Error"
     summary = f"{status} {reason}"
     if message:
-        summary = f"{summary}: {redact(message, secrets)}"
+        message = redact(message, secrets)
+        summary = f"{summary}: {message}"
     details = [f"{name}={value}" for name, value in (("type", type_), ("code", code)) if value]
     request_id = response.headers.get("x-request-id")
     if request_id:

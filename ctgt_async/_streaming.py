@@ -38,12 +38,14 @@ from ._errors import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    InvalidArgumentError,
     StreamDecodeError,
     StreamInterruptedError,
     describe_error_body,
     redact,
 )
 from ._models import ChatCompletion, ChatCompletionChunk, ChatMessage, Choice, Usage
+from ._restream import SSEFormat, restream
 from ._sse import ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["AsyncStream", "StreamOptions"]
@@ -300,6 +302,7 @@ class AsyncStream(Generic[ChunkT]):
             body=body,
             type=type_,
             code=code,
+            server_message=text,
         )
         return self._assembler.attach(error)
 
@@ -346,6 +349,21 @@ class AsyncStream(Generic[ChunkT]):
     def text_stream(self) -> _TextStream:
         """The non-empty content strings of choice 0, in order, as an async iterator."""
         return _TextStream(self)
+
+    def to_sse(self, format: SSEFormat = "openai") -> AsyncIterator[bytes]:
+        """The stream re-encoded as server-sent events, for a web app to forward.
+
+        Hand it to any ASGI streaming response (for example FastAPI's
+        ``StreamingResponse(stream.to_sse(), media_type="text/event-stream")``).
+        ``"openai"`` sends each chunk as OpenAI-format JSON and ends with ``data: [DONE]``;
+        ``"text"`` sends only the text, a ``data:`` line per line of it. An upstream failure
+        mid-way becomes a final ``event: error`` with a message safe to show; the stream is
+        closed when the iterator ends, fails or is cancelled (as servers do when the browser
+        disconnects), so the upstream connection never outlives the downstream one.
+        """
+        if format not in ("openai", "text"):
+            raise InvalidArgumentError("format", f"must be 'openai' or 'text', got {format!r}")
+        return restream(self, format)  # type: ignore[arg-type]
 
     async def get_final_completion(self) -> ChatCompletion:
         """Read the stream to its end and return the whole `ChatCompletion`.

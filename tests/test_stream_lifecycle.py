@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 import anyio
 import pytest
 import trio.testing
+
+from ctgt_async import APITimeoutError, AsyncStream, ChatCompletionChunk, StreamInterruptedError
+
 from streams import (
     MESSAGES,
     STALL,
@@ -23,8 +26,6 @@ from streams import (
     stream_response,
     words_stream,
 )
-
-from ctgt_async import APITimeoutError, AsyncStream, ChatCompletionChunk, StreamInterruptedError
 
 pytestmark = pytest.mark.anyio
 

@@ -12,17 +12,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streams import (
-    KEY,
-    MESSAGES,
-    ScriptedBody,
-    ScriptedServer,
-    chunk,
-    client_for,
-    sse,
-    stream_response,
-    words_stream,
-)
 
 from ctgt_async import (
     APIConnectionError,
@@ -35,6 +24,18 @@ from ctgt_async import (
     RateLimitError,
     StreamDecodeError,
     StreamInterruptedError,
+)
+
+from streams import (
+    KEY,
+    MESSAGES,
+    ScriptedBody,
+    ScriptedServer,
+    chunk,
+    client_for,
+    sse,
+    stream_response,
+    words_stream,
 )
 
 pytestmark = pytest.mark.anyio

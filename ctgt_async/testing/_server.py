@@ -91,6 +91,9 @@ class _Interruptible:
         self._live: set[anyio.CancelScope] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan must run its own shutdown
+            await self._app(scope, receive, send)
+            return
         with anyio.CancelScope() as cancel_scope:
             self._live.add(cancel_scope)
             try:
@@ -105,7 +108,7 @@ class _Interruptible:
             cancel_scope.cancel()
 
 
-def _make_server(app: ASGIApp, ready: anyio.Event) -> uvicorn.Server:
+def _make_server(app: ASGIApp, ready: anyio.Event, *, lifespan: bool) -> uvicorn.Server:
     import uvicorn
 
     class EmbeddedServer(uvicorn.Server):
@@ -124,7 +127,7 @@ def _make_server(app: ASGIApp, ready: anyio.Event) -> uvicorn.Server:
         interface="asgi3",
         http="h11",
         ws="none",
-        lifespan="off",
+        lifespan="on" if lifespan else "off",
         log_level="warning",
         log_config=None,
         access_log=False,
@@ -136,8 +139,14 @@ def _make_server(app: ASGIApp, ready: anyio.Event) -> uvicorn.Server:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve `app` on `host:port` while the block runs; yields the API base URL (`.../v1`)."""
+async def serve(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False
+) -> AsyncIterator[str]:
+    """Serve `app` on `host:port` while the block runs; yields the API base URL (`.../v1`).
+
+    `lifespan=True` runs the app's startup and shutdown (a web app under test needs them; the
+    simulator has none).
+    """
     _import_uvicorn()
     _require_asyncio()
     sock = _bind(host, port)
@@ -150,7 +159,7 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> Asyn
     uvicorn_logger.addFilter(drops_filter)
     failure: Exception | None = None
     try:
-        server = _make_server(interruptible, ready)
+        server = _make_server(interruptible, ready, lifespan=lifespan)
 
         async def run_server() -> None:
             try:
