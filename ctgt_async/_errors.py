@@ -300,5 +300,11 @@ def make_status_error(
     else:
         cls = _STATUS_ERRORS.get(status, APIStatusError)
     return cls(
-        summary, response=response, body=body, type=type_, code=code, retry_after=retry_after
+        summary,
+        response=response,
+        body=body,
+        type=type_,
+        code=code,
+        retry_after=retry_after,
+        server_message=message,
     )

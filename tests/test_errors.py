@@ -68,6 +68,7 @@ def test_the_documented_error_body_is_parsed_into_fields() -> None:
     assert error.code == "invalid_api_key"
     assert error.body == DOCUMENTED_BODY
     assert error.request_id == "req_42"
+    assert error.server_message == "Invalid API key provided"
     assert error.request is REQUEST
     assert "request_id=req_42" in str(error)
     assert "code=invalid_api_key" in str(error)
@@ -105,6 +106,7 @@ def test_an_empty_body_gives_the_status_line() -> None:
     error = make_status_error(response(503))
     assert error.message == "503 Service Unavailable"
     assert error.body is None
+    assert error.server_message is None
 
 
 def test_a_huge_body_is_cut_in_the_message_but_kept_whole_on_the_error() -> None:
@@ -119,6 +121,7 @@ def test_secrets_in_server_text_are_redacted() -> None:
     error = make_status_error(response(401, raw), secrets=["sk-live-123"])
     assert "sk-live-123" not in str(error)
     assert "Key *** is revoked" in str(error)
+    assert error.server_message == "Key *** is revoked"
 
 
 def test_redact_ignores_empty_secrets() -> None:
