@@ -219,3 +219,31 @@ async def test_the_stream_is_not_retried_once_a_chunk_was_yielded() -> None:
         async for _ in stream:
             pass
     assert len(server.requests) == 1
+
+
+async def test_a_cancel_is_noticed_within_32_buffered_chunks() -> None:
+    """All chunks arrive in one piece, so only the stream's own check can notice."""
+    body = sse(*words_stream([f"w{i}" for i in range(200)]))
+    stream, scripted = await open_scripted([body])
+    received = 0
+    with anyio.CancelScope() as scope:
+        async for _ in stream:
+            received += 1
+            if received == 10:
+                scope.cancel()
+    assert scope.cancelled_caught
+    assert received <= 10 + 32
+    assert scripted.closed
+
+
+@FAKE_CLOCK_TRIO
+async def test_a_cancellation_during_the_drain_after_done_still_closes() -> None:
+    stream, body = await open_scripted([sse(*words_stream(WORDS)), STALL])
+    received = 0
+    with anyio.move_on_after(0.5) as scope:  # fires while the drain waits (up to 1 s)
+        async for _ in stream:
+            received += 1
+    assert scope.cancelled_caught
+    assert received == len(WORDS) + 2
+    assert body.closed
+    assert stream.response.is_closed
