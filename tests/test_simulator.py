@@ -605,9 +605,9 @@ def test_the_public_names_are_exactly_all() -> None:
     module = ctgt_async.testing
     # pytest's assertion rewriting adds non-identifier names ("@py_builtins") to modules
     # of a package that registers a pytest plugin, as this one does.
-    public = {
-        name for name in vars(module) if name.isidentifier() and not name.startswith("_")
-    } - {"annotations"}
+    public = {name for name in vars(module) if name.isidentifier() and not name.startswith("_")} - {
+        "annotations"
+    }
 
     assert module.__all__ == sorted(module.__all__)
     assert public == set(module.__all__)
