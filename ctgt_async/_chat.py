@@ -141,7 +141,7 @@ class ChatCompletions:
             total_timeout=total_timeout,
         )
         if is_stream:
-            return await AsyncStream.open(response, ChatCompletionChunk, client._stream_options)
+            return await AsyncStream._open(response, ChatCompletionChunk, client._stream_options)
         try:
             return ChatCompletion.model_validate_json(response.content)
         except pydantic.ValidationError as exc:

@@ -72,3 +72,4 @@ class NotGiven(enum.Enum):
 
 
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+"""The value of every parameter the caller left out; see `NotGiven`."""

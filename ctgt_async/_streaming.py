@@ -172,7 +172,7 @@ class AsyncStream(Generic[ChunkT]):
         self._closed = False
 
     @classmethod
-    async def open(
+    async def _open(
         cls, response: httpx.Response, chunk_type: type[ChunkT], options: StreamOptions
     ) -> AsyncStream[ChunkT]:
         """Wrap a successful response, after checking that it really is an event stream."""

@@ -40,7 +40,9 @@ Role = Literal["system", "user", "assistant"] | str
 
 class _RequiredMessageKeys(TypedDict):
     role: Role
+    """Who wrote the message: ``"system"``, ``"user"`` or ``"assistant"``."""
     content: str
+    """The message text."""
 
 
 class MessageParam(_RequiredMessageKeys, total=False):
@@ -50,6 +52,7 @@ class MessageParam(_RequiredMessageKeys, total=False):
     """
 
     name: str
+    """An optional name for the author, to tell participants of the same role apart."""
 
 
 MessageInput = Union[MessageParam, "ChatMessage"]
