@@ -60,7 +60,9 @@ class StatusFault:
     """
 
     status: int = 429
+    """The HTTP status to answer with, 400 to 599."""
     retry_after: float | None = 0.0
+    """Seconds for `Retry-After`; `None` sends no header."""
     message: str | None = None
     """The error message; `None` picks one that suits the status."""
 
@@ -81,6 +83,7 @@ class DropConnection:
     """
 
     after: int = 0
+    """How many events of the stream go out before the fault."""
 
     def __post_init__(self) -> None:
         _check_after(self.after)
@@ -91,6 +94,7 @@ class MalformedChunk:
     """After `after` events, send one event whose data is not JSON, then carry on normally."""
 
     after: int = 0
+    """How many events of the stream go out before the fault."""
 
     def __post_init__(self) -> None:
         _check_after(self.after)
@@ -105,8 +109,11 @@ class ErrorEvent:
     """
 
     after: int = 0
+    """How many events of the stream go out before the fault."""
     message: str = "The server had an error while processing your request."
+    """The `error.message` of the event."""
     code: str = "server_error"
+    """The `error.code` of the event."""
 
     def __post_init__(self) -> None:
         _check_after(self.after)
@@ -121,7 +128,9 @@ class Stall:
     """
 
     after: int = 0
+    """How many events of the stream go out before the fault."""
     seconds: float | None = None
+    """How long the stream stays silent; `None`: until the client gives up."""
 
     def __post_init__(self) -> None:
         _check_after(self.after)

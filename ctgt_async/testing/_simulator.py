@@ -152,25 +152,38 @@ class Simulator:
     ) -> None:
         """Answer the next `count` authenticated requests with `status` instead of a reply.
 
-        `retry_after` seconds become a `Retry-After` header (`None`: no header). Queued
-        faults are used in order, after any queued earlier.
+        Queued faults are used in order, after any queued earlier.
+
+        Args:
+            count: How many requests fail.
+            status: The HTTP status to answer with (400 to 599).
+            retry_after: Seconds for the `Retry-After` header; `None` sends no header.
+            message: The `error.message` of the body; a stock message by default.
         """
         _check_count(count)
         fault = StatusFault(status=status, retry_after=retry_after, message=message)
         self._status_faults.extend([fault] * count)
 
     def break_next_stream(self, fault: StreamFault, *, count: int = 1) -> None:
-        """Apply `fault` to the next `count` streaming requests that get as far as streaming."""
+        """Break the next `count` streams that get as far as streaming.
+
+        Args:
+            fault: What goes wrong: `DropConnection`, `MalformedChunk`, `ErrorEvent` or `Stall`.
+            count: How many streams it breaks.
+        """
         _check_count(count)
         if not isinstance(fault, _STREAM_FAULTS):
             raise TypeError(f"expected a stream fault, got {fault!r}")
         self._stream_faults.extend([fault] * count)
 
     def rate_limit(self, requests_per_minute: int | None) -> None:
-        """Allow each API key `requests_per_minute` requests per sliding minute (`None`: no limit).
+        """Limit each API key to a number of requests per sliding minute.
 
         A request over the limit gets a 429 whose `Retry-After` says when the oldest request
         leaves the window. Setting a limit starts with an empty window.
+
+        Args:
+            requests_per_minute: The limit, at least 1; `None` removes it.
         """
         if requests_per_minute is None:
             self._limiter = None
@@ -223,8 +236,11 @@ class Simulator:
     def client(self, *, api_key: str | None = None, **options: Any) -> AsyncCTGT:
         """An `AsyncCTGT` wired to this simulator in process, for demos and tests.
 
-        It uses the first of `api_keys` unless `api_key` is given; `options` go to `AsyncCTGT`.
         Open it with `async with`, which starts the transport's background work.
+
+        Args:
+            api_key: The key to send; the first of the simulator's `api_keys` by default.
+            **options: Any other `AsyncCTGT` option (`max_retries`, `timeout`, ...).
         """
         from .._client import AsyncCTGT
         from ._transport import SimulatorTransport
@@ -239,7 +255,11 @@ class Simulator:
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
         """Serve on a real socket with uvicorn (asyncio only); yields the base URL.
 
-        `port=0` picks a free port. Needs `pip install 'ctgt-async[server]'`.
+        Needs `pip install 'ctgt-async[server]'`.
+
+        Args:
+            host: The address to listen on.
+            port: The port; 0 picks a free one.
         """
         from ._server import serve
 
