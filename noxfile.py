@@ -48,3 +48,10 @@ def docs(session: nox.Session) -> None:
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
     )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark suite: numbers, never pass/fail on speed. CI: `nox -s bench -- --quick`."""
+    session.install("-e", ".[bench]")
+    session.run("python", "bench/run.py", *session.posargs)

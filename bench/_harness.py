@@ -10,17 +10,49 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
 class Sample:
     driver: str
     value: float
+
+
+def can_pin() -> bool:
+    """Whether client and server can each have a core of their own (two or more, and taskset)."""
+    if not hasattr(os, "sched_getaffinity") or shutil.which("taskset") is None:
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def pinned(command: Sequence[str], cpu: int | None) -> list[str]:
+    """``command`` run on core ``cpu`` (through ``taskset``), or unchanged if it cannot be."""
+    if cpu is None or not can_pin():
+        return list(command)
+    return ["taskset", "-c", str(cpu), *command]
+
+
+def run_json(command: Sequence[str], *, cpu: int | None = None, timeout: float = 900) -> Any:
+    """Run ``command`` in a fresh process (pinned to ``cpu``); parse its last stdout line.
+
+    Raises `subprocess.CalledProcessError` (with the captured stderr) if it fails.
+    """
+    completed = subprocess.run(
+        pinned(command, cpu), check=True, capture_output=True, text=True, timeout=timeout
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """Median, minimum and maximum."""
+    return statistics.median(values), min(values), max(values)
 
 
 def run_driver(
