@@ -44,7 +44,7 @@ def encode_event(data: str, *, event: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def _safe_error(error: BaseException) -> dict[str, str | None]:
+def _safe_error(error: APIError) -> dict[str, str | None]:
     """The error as a browser may see it: the server's words, or a fixed description."""
     if isinstance(error, APIStatusError):
         # The server's own words (key already redacted), without our request details.
@@ -55,13 +55,11 @@ def _safe_error(error: BaseException) -> dict[str, str | None]:
     if isinstance(error, APIConnectionError):
         message = "The connection to the upstream model was lost."
         return {"message": message, "type": "connection_error", "code": None}
-    if isinstance(error, APIError):
-        message = "The upstream model sent an invalid response."
-        return {"message": message, "type": "invalid_response", "code": None}
-    return {"message": "Internal error.", "type": "internal_error", "code": None}
+    message = "The upstream model sent an invalid response."
+    return {"message": message, "type": "invalid_response", "code": None}
 
 
-def error_event(error: BaseException) -> bytes:
+def error_event(error: APIError) -> bytes:
     """The final ``event: error`` sent when the upstream stream fails mid-way."""
     return encode_event(json.dumps({"error": _safe_error(error)}), event="error")
 
