@@ -7,6 +7,7 @@ directly, and guarantees that a bad argument never costs a round trip.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from ._config import NotGiven
 from ._errors import InvalidArgumentError
 from ._models import ChatMessage
 
-__all__ = ["build_chat_completion_body"]
+__all__ = ["build_chat_completion_body", "encode_body"]
 
 TEMPERATURE_RANGE = (0.0, 2.0)
 
@@ -118,3 +119,41 @@ def build_chat_completion_body(
                 raise InvalidArgumentError("extra_body", f"keys must be strings, got {key!r}")
         body.update(extra_body)
     return body
+
+
+def _surrogate_path(value: object, path: str) -> str | None:
+    """Where in ``value`` a string holds a lone surrogate (text no encoding can carry)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[str, object]] = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub_path, item in items:
+        found = _surrogate_path(item, sub_path)
+        if found:
+            return found
+    return None
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The body as compact UTF-8 JSON.
+
+    A string with a lone surrogate (``"\\ud800"``, what a bad decode or a cut emoji leaves)
+    cannot be encoded as UTF-8; that is the caller's argument at fault, reported with its
+    place rather than as a ``UnicodeEncodeError`` from deep inside the client.
+    """
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        field = (_surrogate_path(dict(body), "") or ".body").lstrip(".")
+        raise InvalidArgumentError(
+            field, "contains a lone surrogate character, which is not valid Unicode text"
+        ) from None

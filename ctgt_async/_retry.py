@@ -136,7 +136,10 @@ class RetryPolicy:
 
 
 class _Stop:
-    """Stop when the retries are used up, or when the next wait would overrun the deadline."""
+    """Stop when the retries are used up, or when the next wait would overrun the deadline.
+
+    ``deadline`` is on the event loop's clock (`anyio.current_time`).
+    """
 
     def __init__(self, max_attempts: int, deadline: float | None) -> None:
         self.max_attempts = max_attempts
@@ -147,7 +150,7 @@ class _Stop:
             return True
         if self.deadline is None:
             return False
-        return time.monotonic() + (state.upcoming_sleep or 0.0) >= self.deadline
+        return anyio.current_time() + (state.upcoming_sleep or 0.0) >= self.deadline
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -186,7 +189,8 @@ async def call_with_retries(
             error.attempts = attempts
             raise
 
-    deadline = None if total_timeout is None else time.monotonic() + total_timeout
+    # The event loop's clock, like the waits, so that a test's fake clock drives both.
+    deadline = None if total_timeout is None else anyio.current_time() + total_timeout
     retrying = AsyncRetrying(
         retry=retry_if_exception(policy.is_retryable),
         stop=_Stop(policy.max_retries + 1, deadline),

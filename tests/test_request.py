@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ctgt_async import NOT_GIVEN, ChatMessage, CTGTError, InvalidArgumentError
-from ctgt_async._request import build_chat_completion_body
+from ctgt_async._request import build_chat_completion_body, encode_body
 
 USER = {"role": "user", "content": "Why is the sky blue?"}
 
@@ -119,3 +119,15 @@ def test_the_validation_error_is_both_an_sdk_error_and_a_value_error() -> None:
         build(model="")
     assert isinstance(caught.value, CTGTError)
     assert isinstance(caught.value, ValueError)
+
+
+def test_a_lone_surrogate_is_an_invalid_argument_naming_its_place() -> None:
+    body = build(messages=[USER, {"role": "user", "content": "cut emoji \ud83d"}])
+    with pytest.raises(InvalidArgumentError) as caught:
+        encode_body(body)
+    assert caught.value.field == "messages[1].content"
+    assert "surrogate" in str(caught.value)
+
+
+def test_the_body_is_compact_utf8_json() -> None:
+    assert encode_body({"a": "é", "b": [1]}) == '{"a":"é","b":[1]}'.encode()
