@@ -101,6 +101,7 @@ class Simulator:
         fault_rate: float = 0.0,
         fault_retry_after: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        max_records: int | None = None,
     ) -> None:
         """Configure the simulator.
 
@@ -113,6 +114,9 @@ class Simulator:
         Delays are in seconds. A stream waits `time_to_first_token` before its first content
         delta and `token_delay` before each later event; a non-streaming reply waits as long
         as its stream would have taken, then answers at once.
+
+        `max_records` keeps only that many of the latest `requests` (`None`: all of them), so
+        that a simulator serving a long batch job or a benchmark does not grow without bound.
         """
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate!r}")
@@ -132,7 +136,10 @@ class Simulator:
         self.fault_rate = fault_rate
         self.fault_retry_after = fault_retry_after
         self._clock = clock
-        self._records: list[RecordedRequest] = []
+        if max_records is not None and (isinstance(max_records, bool) or max_records < 1):
+            raise ValueError(f"max_records must be >= 1 or None, got {max_records!r}")
+        # A long-running simulator (a batch job, a benchmark) keeps only the latest records.
+        self._records: deque[RecordedRequest] = deque(maxlen=max_records)
         self._status_faults: deque[StatusFault] = deque()
         self._stream_faults: deque[StreamFault] = deque()
         self._limiter: RateLimiter | None = None
