@@ -3,6 +3,14 @@
 Everything public is importable from here; the modules behind it are private.
 """
 
+from ._batch import (
+    Batch,
+    BatchInput,
+    BatchProgress,
+    BatchRequest,
+    BatchResult,
+    ChatCompletionParams,
+)
 from ._client import AsyncCTGT
 from ._config import NOT_GIVEN, NotGiven
 from ._errors import (
@@ -24,6 +32,7 @@ from ._errors import (
     StreamInterruptedError,
     UnprocessableEntityError,
 )
+from ._limits import ClientStats
 from ._models import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -48,13 +57,20 @@ __all__ = [
     "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchInput",
+    "BatchProgress",
+    "BatchRequest",
+    "BatchResult",
     "CTGTError",
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ChatCompletionParams",
     "ChatMessage",
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
+    "ClientStats",
     "InternalServerError",
     "InvalidArgumentError",
     "KnownPersona",

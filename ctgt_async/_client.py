@@ -1,22 +1,23 @@
 """`AsyncCTGT`: configuration, the connection pool, and sending one request with retries.
 
 The client is a thin async shell. Building the body (`_request`), mapping errors
-(`_errors`), deciding on retries (`_retry`) and decoding streams (`_sse`, `_streaming`) live
-in their own modules and are tested without a network.
+(`_errors`), deciding on retries (`_retry`), pacing requests (`_limits`), running batches
+(`_batch`) and decoding streams (`_sse`, `_streaming`) live in their own modules and are
+tested without a network.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from ._batch import DEFAULT_CONCURRENCY, Batch
 from ._config import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -35,12 +36,22 @@ from ._errors import (
     APITimeoutError,
     InvalidArgumentError,
     MissingAPIKeyError,
+    RateLimitError,
     make_status_error,
 )
+from ._limits import ClientStats, Limiter, estimate_tokens, read_total_tokens
+from ._request import encode_body
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._streaming import StreamOptions
 from ._types import TimeoutTypes
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Callable, Iterable
+
+    from ._batch import BatchInput, BatchProgress, ChatCompletionParams
+    from ._models import ChatCompletion, ChatCompletionChunk
+    from ._streaming import AsyncStream
 
 __all__ = ["AsyncCTGT"]
 
@@ -123,10 +134,21 @@ class AsyncCTGT:
             read ``timeout`` applies.
         max_stream_event_size: Largest stream event accepted, in bytes (default 1 MiB), so
             that a broken server cannot make the client buffer without bound.
+        max_concurrency: Optional cap on requests in flight at once; more wait their turn
+            instead of failing. A stream keeps its place until it is closed.
+        requests_per_minute: Optional budget of requests sent in any sixty seconds (each
+            retry counts); requests beyond it wait.
+        tokens_per_minute: Optional budget of tokens in any sixty seconds. A request is
+            charged an estimate before it is sent (see the batch guide), corrected with the
+            ``usage`` of its response.
         http_client: Your own `httpx.AsyncClient`, for proxies, custom TLS or a mock
             transport. You keep ownership: `close` leaves it open.
         transport: An httpx transport for the pool this client creates and owns (for
             example the simulator's); ignored when ``http_client`` is given.
+
+    Rate limits are coordinated across the whole client: when any request gets a 429 with
+    ``Retry-After``, every request of the client (and of its `with_options` copies) waits out
+    that cooldown before it is sent. `stats` shows what is in flight, queued or cooling down.
     """
 
     def __init__(
@@ -142,6 +164,9 @@ class AsyncCTGT:
         default_headers: Mapping[str, str] | None = None,
         stream_idle_timeout: float | None = None,
         max_stream_event_size: int = DEFAULT_MAX_STREAM_EVENT_SIZE,
+        max_concurrency: int | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -161,6 +186,20 @@ class AsyncCTGT:
             ),
         )
         _check_options(options)
+        for name, limit in (
+            ("max_concurrency", max_concurrency),
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+        ):
+            if limit is not None:
+                _check_non_negative(name, limit, integer=True)
+                if limit == 0:
+                    raise InvalidArgumentError(name, "must be at least 1, or None for no limit")
+        limiter = Limiter(
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+        )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise InvalidArgumentError(
                 "http_client", f"must be an httpx.AsyncClient, got {type(http_client).__name__}"
@@ -170,10 +209,15 @@ class AsyncCTGT:
             http_client = httpx.AsyncClient(
                 timeout=options.timeout, limits=DEFAULT_LIMITS, transport=transport
             )
-        self._setup(options, http_client, owns_http_client=owns)
+        self._setup(options, http_client, limiter, owns_http_client=owns)
 
     def _setup(
-        self, options: _Options, http_client: httpx.AsyncClient, *, owns_http_client: bool
+        self,
+        options: _Options,
+        http_client: httpx.AsyncClient,
+        limiter: Limiter,
+        *,
+        owns_http_client: bool,
     ) -> None:
         # Imported here: `_chat` imports the streaming machinery, which the client module does
         # not need at import time.
@@ -181,6 +225,7 @@ class AsyncCTGT:
 
         self._options = options
         self._http = http_client
+        self._limiter = limiter
         self._owns_http_client = owns_http_client
         self._closed = False
         self.chat = Chat(self)
@@ -208,6 +253,26 @@ class AsyncCTGT:
         return self._options.retry.max_retries
 
     @property
+    def max_concurrency(self) -> int | None:
+        """The cap on requests in flight at once, if any."""
+        return self._limiter.max_concurrency
+
+    @property
+    def requests_per_minute(self) -> int | None:
+        """The budget of requests in any sixty seconds, if any."""
+        return self._limiter.requests_per_minute
+
+    @property
+    def tokens_per_minute(self) -> int | None:
+        """The budget of tokens in any sixty seconds, if any."""
+        return self._limiter.tokens_per_minute
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of requests in flight, queued and cooling down (shared with copies)."""
+        return self._limiter.stats()
+
+    @property
     def _stream_options(self) -> StreamOptions:
         return dataclasses.replace(self._options.stream, secrets=(self._options.api_key,))
 
@@ -231,7 +296,9 @@ class AsyncCTGT:
         """A copy with some options changed, sharing this client's connection pool.
 
         The copy does not own the pool: closing it does nothing, and it stops working once
-        the original is closed. Typical use is one call with other settings::
+        the original is closed. It shares the original's limits and cooldown too, since
+        they protect the same pool and the same account. Typical use is one call with other
+        settings::
 
             await client.with_options(max_retries=5, timeout=10).chat.completions.create(...)
         """
@@ -260,7 +327,7 @@ class AsyncCTGT:
         options = dataclasses.replace(self._options, **changes)
         _check_options(options)
         copy = object.__new__(type(self))
-        copy._setup(options, self._http, owns_http_client=False)
+        copy._setup(options, self._http, self._limiter, owns_http_client=False)
         return copy
 
     def __repr__(self) -> str:
@@ -299,6 +366,81 @@ class AsyncCTGT:
     ) -> None:
         await self.close()
 
+    # -- batches -------------------------------------------------------------------------
+
+    def batch(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        ordered: bool = False,
+        reorder_window: int | None = None,
+        adaptive: bool = True,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+        total: int | None = None,
+    ) -> Batch:
+        """Run many chat completions concurrently; iterate the results as they complete.
+
+        ::
+
+            async with client.batch(requests, concurrency=32) as results:
+                async for result in results:
+                    print(result.index, result.completion or result.error)
+
+        The input is read lazily, one request when there is room to start it, so it may be
+        a generator over a huge file. Each request ends in exactly one `BatchResult`,
+        carrying its completion or its typed error; a failure never stops the batch. Leaving
+        the block early cancels the requests still running. An error raised by the input
+        itself is raised from the ``async for``, after the results of the requests already
+        started. Rate limits are shared with the rest of the client (see `stats`).
+
+        Args:
+            requests: `ChatCompletionParams` dictionaries (the arguments of
+                ``chat.completions.create``) or `BatchRequest` objects with your id on them,
+                as an iterable or an async iterable. A plain iterable is read inside the
+                event loop, so producing each request should be quick (a list, the lines of
+                a local file); a source that waits (a database, a queue) is an async one.
+            concurrency: The most requests in flight at once (default 32).
+            ordered: Deliver results in input order instead of as they complete.
+            reorder_window: With ``ordered``, how far ahead of the earliest undelivered
+                request others may start; it bounds the results held back (default four
+                times ``concurrency``).
+            adaptive: Halve the concurrency when the client gets a 429 and raise it again
+                step by step once they stop. ``False`` keeps it at ``concurrency``.
+            on_progress: Called with a `BatchProgress` after each result is delivered, in
+                the task that iterates; keep it quick.
+            total: The number of requests, for `BatchProgress.eta`, when the input has no
+                ``len()``.
+
+        Raises:
+            InvalidArgumentError: An argument of the batch itself is invalid. (A bad request
+                in the input becomes that request's result instead.)
+            RuntimeError: The client is closed.
+        """
+        if self._closed:
+            raise RuntimeError("This AsyncCTGT client is closed; create a new one.")
+        return Batch(
+            requests,
+            call=self._batch_call,
+            limiter=self._limiter,
+            concurrency=concurrency,
+            ordered=ordered,
+            reorder_window=reorder_window,
+            adaptive=adaptive,
+            on_progress=on_progress,
+            total=total,
+        )
+
+    async def _batch_call(self, params: ChatCompletionParams) -> ChatCompletion:
+        arguments: dict[str, Any] = dict(params)
+        create = self.chat.completions.create
+        if arguments.pop("stream", False):
+            stream: AsyncStream[ChatCompletionChunk] = await create(**arguments, stream=True)
+            async with stream:
+                return await stream.get_final_completion()
+        completion: ChatCompletion = await create(**arguments)
+        return completion
+
     # -- sending -------------------------------------------------------------------------
 
     def _build_request(
@@ -319,7 +461,7 @@ class AsyncCTGT:
             "Idempotency-Key": f"ctgt-{uuid.uuid4().hex}",
         }
         merged = _merge_headers(headers, self._options.default_headers, extra_headers)
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        content = encode_body(body)
         effective_timeout = self._options.timeout if isinstance(timeout, NotGiven) else timeout
         return self._http.build_request(
             "POST",
@@ -382,12 +524,46 @@ class AsyncCTGT:
         )
         if isinstance(total_timeout, NotGiven):
             total_timeout = self._options.total_timeout
+        cost = estimate_tokens(body) if self._limiter.counts_tokens else 1
         return await call_with_retries(
-            lambda: self._send_once(request, stream=stream),
+            lambda: self._attempt(request, stream=stream, cost=cost),
             policy=self._options.retry,
             request=request,
             total_timeout=total_timeout,
         )
+
+    async def _attempt(self, request: httpx.Request, *, stream: bool, cost: int) -> httpx.Response:
+        """One attempt through the limiter: wait for admission, send, report any 429.
+
+        Every retry comes back through here, so a retry waits at the shared cooldown gate and
+        in the budgets like any other request. A 429 closes the gate before this attempt's
+        slot is given up, so the request admitted next already finds it closed. A stream's
+        slot goes with its response and is given up when the stream is closed.
+        """
+        limiter = self._limiter
+        permit = await limiter.acquire(cost)
+        try:
+            response = await self._send_once(request, stream=stream)
+        except RateLimitError as error:
+            retry_after = error.retry_after
+            if retry_after is not None and retry_after > self._options.retry.max_retry_after:
+                # So long a wait is not waited inside a call: the error goes to the caller at
+                # once, to decide. Holding every other call at the gate for it would be the
+                # hang that ceiling exists to prevent.
+                retry_after = None
+            limiter.rate_limited(retry_after)
+            permit.release()
+            raise
+        except BaseException:
+            permit.release()
+            raise
+        if stream:
+            permit.attach(response)
+        else:
+            if limiter.counts_tokens:
+                permit.settle(read_total_tokens(response.content))
+            permit.release()
+        return response
 
 
 def _describe(exc: Exception) -> str:
