@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.request
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
@@ -40,6 +41,7 @@ from ._errors import (
     make_status_error,
 )
 from ._limits import ClientStats, Limiter, estimate_tokens, read_total_tokens
+from ._pool import PooledTransport
 from ._request import encode_body
 from ._retry import RetryPolicy, call_with_retries, parse_retry_after
 from ._streaming import StreamOptions
@@ -206,6 +208,11 @@ class AsyncCTGT:
             )
         owns = http_client is None
         if http_client is None:
+            if transport is None and not urllib.request.getproxies():
+                # httpx's own pool costs milliseconds of CPU per request at high concurrency
+                # (see _pool.py). It stays in charge when a proxy is configured in the
+                # environment, which only it honours.
+                transport = PooledTransport(limits=DEFAULT_LIMITS)
             http_client = httpx.AsyncClient(
                 timeout=options.timeout, limits=DEFAULT_LIMITS, transport=transport
             )

@@ -20,6 +20,7 @@ from ctgt_async import (
     MessageParam,
     MissingAPIKeyError,
 )
+from ctgt_async._pool import PooledTransport
 
 KEY = "sk-test-do-not-leak-0123456789"
 BASE = "https://api.test/v1"
@@ -131,8 +132,16 @@ def test_default_timeout_connects_faster_than_it_reads() -> None:
 
 
 def test_the_pool_is_sized_for_hundreds_of_concurrent_requests() -> None:
-    pool = AsyncCTGT(api_key=KEY).http_client._transport._pool  # type: ignore[attr-defined]
-    assert pool._max_connections >= 500
+    transport = AsyncCTGT(api_key=KEY).http_client._transport
+    assert isinstance(transport, PooledTransport)
+    assert transport._limits.max_connections is not None
+    assert transport._limits.max_connections >= 500
+
+
+def test_a_proxy_in_the_environment_keeps_httpx_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    transport = AsyncCTGT(api_key=KEY).http_client._transport
+    assert not isinstance(transport, PooledTransport)
 
 
 # -- the request on the wire -----------------------------------------------------------------

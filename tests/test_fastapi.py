@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from ctgt_async import AsyncCTGT, ChatCompletionChunk
+from ctgt_async._pool import PooledTransport
 from ctgt_async._sse import SSEDecoder
 from ctgt_async.testing import DropConnection, ErrorEvent, Simulator
 from ctgt_async.testing._server import serve
@@ -170,5 +171,6 @@ async def test_200_concurrent_streams_complete_without_leaks(setup: Setup) -> No
     records = setup.simulator.requests
     assert len(records) == 200
     assert all(r.completed and not r.disconnected for r in records)
-    pool = setup.upstream[0].http_client._transport._pool  # type: ignore[attr-defined]
-    assert all(connection.is_idle() for connection in pool.connections)
+    pool = setup.upstream[0].http_client._transport
+    assert isinstance(pool, PooledTransport)
+    assert pool.connections == pool.idle_connections
