@@ -19,47 +19,60 @@ respx's default mocks intercept its requests as they do httpx's.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
-import httpcore
 import httpx
 
 from ._config import DEFAULT_LIMITS
+
+if TYPE_CHECKING:
+    # Imported when the first transport is made, as httpx does: importing httpcore also
+    # imports trio when it is installed, which would add 50 ms to `import ctgt_async`.
+    import httpcore
 
 __all__ = ["PooledTransport"]
 
 Origin = tuple[bytes, bytes, int]
 
-# httpcore and httpx name their exceptions alike; requests only ever see the httpx ones.
-_EXCEPTIONS: dict[type[Exception], type[httpx.TransportError]] = {
-    httpcore.ConnectTimeout: httpx.ConnectTimeout,
-    httpcore.ReadTimeout: httpx.ReadTimeout,
-    httpcore.WriteTimeout: httpx.WriteTimeout,
-    httpcore.PoolTimeout: httpx.PoolTimeout,
-    httpcore.TimeoutException: httpx.TimeoutException,
-    httpcore.ConnectError: httpx.ConnectError,
-    httpcore.ReadError: httpx.ReadError,
-    httpcore.WriteError: httpx.WriteError,
-    httpcore.NetworkError: httpx.NetworkError,
-    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
-    httpcore.LocalProtocolError: httpx.LocalProtocolError,
-    httpcore.ProtocolError: httpx.ProtocolError,
-    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
-    httpcore.ProxyError: httpx.ProxyError,
-}
+
+@functools.cache
+def _exception_map() -> dict[type[Exception], type[httpx.TransportError]]:
+    """httpcore's exceptions and their httpx twins (httpcore and httpx name them alike)."""
+    import httpcore
+
+    return {
+        httpcore.ConnectTimeout: httpx.ConnectTimeout,
+        httpcore.ReadTimeout: httpx.ReadTimeout,
+        httpcore.WriteTimeout: httpx.WriteTimeout,
+        httpcore.PoolTimeout: httpx.PoolTimeout,
+        httpcore.TimeoutException: httpx.TimeoutException,
+        httpcore.ConnectError: httpx.ConnectError,
+        httpcore.ReadError: httpx.ReadError,
+        httpcore.WriteError: httpx.WriteError,
+        httpcore.NetworkError: httpx.NetworkError,
+        httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+        httpcore.LocalProtocolError: httpx.LocalProtocolError,
+        httpcore.ProtocolError: httpx.ProtocolError,
+        httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+        httpcore.ProxyError: httpx.ProxyError,
+    }
 
 
 @contextmanager
 def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+    """Requests only ever see httpx's exceptions, as with httpx's own transport."""
+    exceptions = _exception_map()
     try:
         yield
-    except tuple(_EXCEPTIONS) as exc:
-        mapped = next(_EXCEPTIONS[cls] for cls in type(exc).__mro__ if cls in _EXCEPTIONS)
+    except tuple(exceptions) as exc:
+        mapped = next(exceptions[cls] for cls in type(exc).__mro__ if cls in exceptions)
         raise mapped(str(exc), request=request) from exc
 
 
@@ -112,6 +125,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
     def __init__(
         self, *, limits: httpx.Limits = DEFAULT_LIMITS, verify: ssl.SSLContext | bool = True
     ) -> None:
+        import httpcore  # noqa: F401 - loaded with the first transport, not with the package
+
         self._limits = limits
         self._ssl_context = verify if isinstance(verify, ssl.SSLContext) else None
         self._verify = verify
@@ -137,6 +152,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
         return self._ssl_context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import httpcore  # already loaded by __init__: a dictionary lookup
+
         if self._closed:
             raise RuntimeError("This transport is closed.")
         url = request.url
@@ -185,6 +202,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
     async def _checkout(self, origin: Origin) -> httpcore.AsyncHTTPConnection:
         """An idle connection to ``origin``, a new one, or the next one released."""
+        import httpcore
+
         while True:
             idle = self._idle.get(origin)
             while idle:
