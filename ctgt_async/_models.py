@@ -22,7 +22,9 @@ __all__ = [
 
 
 class _APIModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # defer_build: a model's validator is built the first time it is used, not at import,
+    # so `import ctgt_async` does not pay for models a program never receives.
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class Usage(_APIModel):

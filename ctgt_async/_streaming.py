@@ -158,6 +158,9 @@ class AsyncStream(Generic[ChunkT]):
         self.response = response
         self._chunk_type = chunk_type
         # The validator itself, not the classmethod around it: this runs once per chunk.
+        # Models build their validators on first use (see _models.py); build it now.
+        if not chunk_type.__pydantic_complete__:
+            chunk_type.model_rebuild()
         self._validate_json: Callable[[str], ChunkT] = (
             chunk_type.__pydantic_validator__.validate_json
         )
