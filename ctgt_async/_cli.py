@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "--no-stream", dest="stream", action="store_false", help="wait for the whole answer"
     )
     chat.add_argument(
-        "--json", action="store_true", help="print the whole completion as JSON instead of text"
+        "--json",
+        action="store_true",
+        help="print the whole completion, usage included, as JSON (implies --no-stream)",
     )
     chat.add_argument(
         "--simulate",
@@ -269,23 +271,21 @@ async def _chat(args: argparse.Namespace, out: TextIO) -> None:
         "temperature": args.temperature,
     }
     async with _client(args) as client:
-        if not args.stream:
+        # JSON is printed once the answer is whole, so it gains nothing from a stream, and a
+        # non-streamed answer carries `usage`, which a stream only sends when asked.
+        if args.json or not args.stream:
             completion = await client.chat.completions.create(**options)
-        else:
-            stream = await client.chat.completions.create(**options, stream=True)
-            async with stream:
-                if args.json:
-                    completion = await stream.get_final_completion()
-                else:
-                    async for text in stream.text_stream:
-                        out.write(text)
-                        out.flush()
-                    out.write("\n")
-                    return
-        if args.json:
-            out.write(completion.model_dump_json(indent=2) + "\n")
-        else:
-            out.write((completion.choices[0].message.content or "") + "\n")
+            if args.json:
+                out.write(completion.model_dump_json(indent=2) + "\n")
+            else:
+                out.write((completion.choices[0].message.content or "") + "\n")
+            return
+        stream = await client.chat.completions.create(**options, stream=True)
+        async with stream:
+            async for text in stream.text_stream:
+                out.write(text)
+                out.flush()
+        out.write("\n")
 
 
 async def _serve(args: argparse.Namespace) -> None:

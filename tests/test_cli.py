@@ -81,6 +81,7 @@ def test_chat_json_prints_a_whole_completion(
     completion = ChatCompletion.model_validate_json(capsys.readouterr().out)
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
 
 
 def test_chat_sends_the_system_message_and_persona(capsys: pytest.CaptureFixture[str]) -> None:
