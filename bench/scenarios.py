@@ -156,7 +156,32 @@ class AiohttpDriver(Driver):
         return count
 
 
-class CtgtDriver(Driver):
+class _SDKDriver(Driver):
+    """ctgt-async and openai share the call shape; only their construction differs."""
+
+    client: Any
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.close()
+
+    async def complete(self) -> None:
+        await self.client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    async def stream(self, chunks: int) -> int:
+        stream = await self.client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-bench-chunks": str(chunks)},
+        )
+        count = 0
+        async with stream:
+            async for _ in stream:
+                count += 1
+        return count
+
+
+class CtgtDriver(_SDKDriver):
     def __init__(self, base_url: str) -> None:
         from ctgt_async import AsyncCTGT
 
@@ -166,50 +191,12 @@ class CtgtDriver(Driver):
         await self.client.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.client.close()
 
-    async def complete(self) -> None:
-        await self.client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
-
-    async def stream(self, chunks: int) -> int:
-        stream = await self.client.chat.completions.create(
-            model=MODEL,
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-            extra_headers={"x-bench-chunks": str(chunks)},
-        )
-        count = 0
-        async with stream:
-            async for _ in stream:
-                count += 1
-        return count
-
-
-class OpenAIDriver(Driver):
+class OpenAIDriver(_SDKDriver):
     def __init__(self, base_url: str) -> None:
         from openai import AsyncOpenAI
 
         self.client = AsyncOpenAI(api_key=API_KEY, base_url=base_url)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.client.close()
-
-    async def complete(self) -> None:
-        await self.client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
-
-    async def stream(self, chunks: int) -> int:
-        stream = await self.client.chat.completions.create(
-            model=MODEL,
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-            extra_headers={"x-bench-chunks": str(chunks)},
-        )
-        count = 0
-        async with stream:
-            async for _ in stream:
-                count += 1
-        return count
 
 
 DRIVER_CLASSES: dict[str, Callable[[str], Driver]] = {
