@@ -231,6 +231,8 @@ class AsyncCTGT:
         from ._chat import Chat
 
         self._options = options
+        # What every stream of this client needs, computed once rather than per stream.
+        self._stream_options = dataclasses.replace(options.stream, secrets=(options.api_key,))
         self._http = http_client
         self._limiter = limiter
         self._owns_http_client = owns_http_client
@@ -278,10 +280,6 @@ class AsyncCTGT:
     def stats(self) -> ClientStats:
         """A snapshot of requests in flight, queued and cooling down (shared with copies)."""
         return self._limiter.stats()
-
-    @property
-    def _stream_options(self) -> StreamOptions:
-        return dataclasses.replace(self._options.stream, secrets=(self._options.api_key,))
 
     @property
     def http_client(self) -> httpx.AsyncClient:
